@@ -32,8 +32,23 @@ use crate::{
 /// timeout so a record is not delivered twice while still being worked on.
 const BATCH_BUDGET: Duration = Duration::from_secs(25);
 
-/// Runs until `shutdown` turns true.
+/// Binds `serve.listen` and runs until `shutdown` turns true.
 pub async fn run(
+    config: Arc<RelayConfig>,
+    aws: AwsClients,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), RelayError> {
+    let listener = tokio::net::TcpListener::bind(&config.serve.listen)
+        .await
+        .map_err(|e| {
+            RelayError::configuration(format!("serve.listen = {}: {e}", config.serve.listen))
+        })?;
+    run_on(listener, config, aws, shutdown).await
+}
+
+/// Runs on a listener the caller bound, until `shutdown` turns true.
+pub async fn run_on(
+    listener: tokio::net::TcpListener,
     config: Arc<RelayConfig>,
     aws: AwsClients,
     mut shutdown: watch::Receiver<bool>,
@@ -43,17 +58,12 @@ pub async fn run(
     let processor = Arc::new(wiring::processor(&config, &aws, graph.clone()));
     let subscriber = Arc::new(wiring::subscriber(&config, &aws, graph));
 
-    let listener = tokio::net::TcpListener::bind(&config.serve.listen)
-        .await
-        .map_err(|e| {
-            RelayError::configuration(format!("serve.listen = {}: {e}", config.serve.listen))
-        })?;
     let address: SocketAddr = listener
         .local_addr()
         .map_err(|e| RelayError::transient(e.to_string()))?;
     info!(%address, "webhook listening");
 
-    let router = Router::new().fallback(webhook_route).with_state(webhook);
+    let router = router(webhook);
     let mut server_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, router)
@@ -78,6 +88,12 @@ pub async fn run(
     info!("shutting down");
     let _ = tokio::join!(server, consumer, timer);
     Ok(())
+}
+
+/// The webhook as an HTTP service: every path and method goes to the same handler, which tells
+/// a handshake from a notification by the query, as under Lambda.
+pub fn router(webhook: Arc<Webhook>) -> Router {
+    Router::new().fallback(webhook_route).with_state(webhook)
 }
 
 async fn webhook_route(State(webhook): State<Arc<Webhook>>, request: Request) -> Response {
