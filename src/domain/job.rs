@@ -182,6 +182,8 @@ fn fax_documents(
             ignored += 1;
             continue;
         };
+        // LIMITATION: only file attachments become fax documents; item attachments (an attached
+        // e-mail) and reference attachments (cloud links) are counted and skipped.
         if !attachment.is_file() || attachment.is_inline {
             ignored += 1;
             continue;

@@ -216,6 +216,8 @@ impl Subscriber {
             expires_at: created.expires_at,
             created_at: now,
         };
+        // LIMITATION: the record is written after Graph answers, so a notification that arrives in
+        // between is dropped by the webhook as coming from an unknown subscription.
         self.state.put_subscription(&record).await?;
         Ok(record)
     }

@@ -105,6 +105,8 @@ impl TokenProvider {
         *self.cached.lock().await = None;
     }
 
+    // LIMITATION: only client-secret credentials; certificate credentials (a signed client
+    // assertion) are not supported yet.
     async fn request(
         &self,
         credentials: &AppCredentials,
