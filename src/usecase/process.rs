@@ -240,6 +240,8 @@ impl Processor {
         };
 
         let job_id = job_id(&mailbox.address, message_key(&message));
+        // LIMITATION: the ledger is checked, not claimed: two processors handling the same
+        // message at the same moment can both send its job, with the same job id.
         let known = self
             .state
             .ledger(&job_id)
