@@ -182,17 +182,19 @@ async fn consume(
                     .ok()
             })
             .collect();
-        if !done.is_empty() {
-            if let Err(e) = sqs
-                .delete_message_batch()
-                .queue_url(&queue_url)
-                .set_entries(Some(done))
-                .send()
-                .await
-            {
-                // The records come back after the visibility timeout; the ledger makes that harmless.
-                warn!(reason = %aws_sdk_sqs::error::DisplayErrorContext(&e), "delete from the internal queue failed");
-            }
+        if done.is_empty() {
+            continue;
+        }
+        let deleted = sqs
+            .delete_message_batch()
+            .queue_url(&queue_url)
+            .set_entries(Some(done))
+            .send()
+            .await;
+        if let Err(e) = deleted {
+            // The records come back after the visibility timeout; the ledger makes that harmless.
+            let reason = aws_sdk_sqs::error::DisplayErrorContext(&e);
+            warn!(%reason, "delete from the internal queue failed");
         }
     }
 }

@@ -176,11 +176,11 @@ impl Webhook {
         log_rejections(&acceptance.rejected);
 
         let queued = acceptance.queued.len();
-        if queued > 0 {
-            if let Err(error) = self.queue.enqueue(&pack_batch(acceptance.queued)).await {
-                warn!(error = %error, items = queued, "queue write failed; Graph will retry");
-                return WebhookResponse::text(503, "temporarily unable to accept notifications");
-            }
+        if queued > 0
+            && let Err(error) = self.queue.enqueue(&pack_batch(acceptance.queued)).await
+        {
+            warn!(error = %error, items = queued, "queue write failed; Graph will retry");
+            return WebhookResponse::text(503, "temporarily unable to accept notifications");
         }
         info!(
             queued,
@@ -251,10 +251,10 @@ impl DirectoryCache {
 
     async fn current(&self) -> Result<Arc<Directory>, RelayError> {
         let mut cached = self.cached.lock().await;
-        if let Some((loaded_at, directory)) = cached.as_ref() {
-            if loaded_at.elapsed() < self.cache_for {
-                return Ok(directory.clone());
-            }
+        if let Some((loaded_at, directory)) = cached.as_ref()
+            && loaded_at.elapsed() < self.cache_for
+        {
+            return Ok(directory.clone());
         }
         let directory = self.load().await?;
         *cached = Some((Instant::now(), directory.clone()));

@@ -30,6 +30,9 @@ use crate::{
 };
 
 /// Exchange Online allows 4 concurrent requests per app and mailbox.
+// LIMITATION: the limit is kept per processor instance. Several concurrent Lambda instances can
+// exceed it for one busy mailbox; Graph then answers 429 and the fetch is retried after its
+// Retry-After.
 pub const MAX_CONCURRENT_PER_MAILBOX: usize = 4;
 
 /// How long a message's ledger entry is kept: longer than the longest subscription (7 days), so

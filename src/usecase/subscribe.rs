@@ -25,10 +25,11 @@ use crate::{
     secret::Secret,
 };
 
-/// A subscription expiring sooner than this is treated as gone and replaced.
+/// A subscription expiring sooner than this is replaced. Longer than the renewer's schedule (every
+/// 6 hours in infra/template.yaml) by a wide margin, so a missed run or two cannot let it lapse.
 // LIMITATION: subscriptions are not renewed (PATCH) yet. One that nears expiry is deleted and
 // replaced, and mail delivered in the moment between the two calls is not notified.
-const EXPIRY_MARGIN: Duration = Duration::from_secs(10 * 60);
+const EXPIRY_MARGIN: Duration = Duration::from_secs(24 * 3600);
 
 /// How long a mailbox lock lasts if its holder dies.
 const LOCK_LEASE: Duration = Duration::from_secs(120);
@@ -222,7 +223,8 @@ impl Subscriber {
         Ok(record)
     }
 
-    /// Deletes the app's Graph subscriptions on `resource` that have no record.
+    /// Deletes every Graph subscription of the app on `resource`: orphans without a record, and
+    /// the recorded one that is being replaced because it nears expiry.
     async fn remove_orphans(&self, resource: &str, deadline: Deadline) -> Result<(), RelayError> {
         let orphans: Vec<GraphSubscription> = self
             .graph
@@ -426,7 +428,7 @@ mod tests {
         let now = Utc::now();
         subscriber.run(now, deadline()).await;
 
-        let later = now + chrono::Duration::minutes(10_070);
+        let later = now + chrono::Duration::minutes(10_070) - chrono::Duration::hours(23);
         let reports = subscriber.run(later, deadline()).await;
 
         assert!(matches!(reports[0].outcome, MailboxOutcome::Created { .. }));

@@ -1,12 +1,13 @@
 //! S3: where fax documents are kept, so that a job stays small whatever its attachments.
 
 use async_trait::async_trait;
-use aws_sdk_s3::{Client, primitives::ByteStream, types::ServerSideEncryption};
+use aws_sdk_s3::{Client, primitives::ByteStream};
 
 use super::classify;
 use crate::{error::RelayError, ports::DocumentStore};
 
-/// The document bucket.
+/// The document bucket. Objects take the bucket's default encryption (SSE-S3 or SSE-KMS, as the
+/// administrator set it).
 pub struct S3DocumentStore {
     client: Client,
     bucket: String,
@@ -34,7 +35,6 @@ impl DocumentStore for S3DocumentStore {
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
-            .server_side_encryption(ServerSideEncryption::Aes256)
             .body(ByteStream::from(bytes))
             .send()
             .await

@@ -110,10 +110,10 @@ pub fn is_guid(value: &str) -> bool {
 impl CredentialSource for SecretsManagerCredentials {
     async fn credentials(&self) -> Result<AppCredentials, RelayError> {
         let mut cached = self.cached.lock().await;
-        if let Some((read_at, credentials)) = cached.as_ref() {
-            if read_at.elapsed() < self.cache_for {
-                return Ok(credentials.clone());
-            }
+        if let Some((read_at, credentials)) = cached.as_ref()
+            && read_at.elapsed() < self.cache_for
+        {
+            return Ok(credentials.clone());
         }
         let credentials = self.read().await?;
         *cached = Some((Instant::now(), credentials.clone()));

@@ -89,10 +89,10 @@ impl TokenProvider {
     /// A valid access token, from the cache when it has one.
     pub async fn token(&self, deadline: Deadline) -> Result<Secret, RelayError> {
         let mut cached = self.cached.lock().await;
-        if let Some((refresh_at, token)) = cached.as_ref() {
-            if Instant::now() < *refresh_at {
-                return Ok(token.clone());
-            }
+        if let Some((refresh_at, token)) = cached.as_ref()
+            && Instant::now() < *refresh_at
+        {
+            return Ok(token.clone());
         }
         let credentials = self.credentials.credentials().await?;
         let (token, lifetime) = self.request(&credentials, deadline).await?;
