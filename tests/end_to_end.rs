@@ -9,9 +9,10 @@ use aws_lambda_events::sqs::SqsEvent;
 use chrono::Utc;
 use graph_mail_relay::{
     domain::job::{job_id, sha256_hex},
+    entry::lambda_events::{process_sqs_event, run_schedule},
     error::RelayError,
     ports::StateStore,
-    usecase::{Deadline, process::QueueRecord, subscribe::MailboxOutcome},
+    usecase::{Deadline, subscribe::MailboxOutcome},
 };
 use serde_json::{Value, json};
 use support::*;
@@ -400,24 +401,63 @@ async fn repeated_notification_sends_the_job_once() {
     stack.shutdown().await;
 }
 
+fn processor_event() -> SqsEvent {
+    serde_json::from_str(&fixture("processor-sqs-batch.json")).unwrap()
+}
+
 #[tokio::test]
 async fn sqs_event_for_vanished_messages_is_consumed_not_retried() {
     let stack = Stack::start().await;
     stack.record_fixture_subscriptions().await;
-    let event: SqsEvent = serde_json::from_str(&fixture("processor-sqs-batch.json")).unwrap();
-    let records: Vec<QueueRecord> = event
-        .records
-        .into_iter()
-        .map(|r| QueueRecord {
-            id: r.message_id.unwrap(),
-            body: r.body.unwrap(),
+
+    let response = process_sqs_event(&stack.processor(), processor_event(), deadline()).await;
+
+    assert_eq!(
+        serde_json::to_value(&response).unwrap(),
+        json!({"batchItemFailures": []})
+    );
+    assert_eq!(stack.stats().graph_requests, 2);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn sqs_event_during_a_graph_outage_reports_both_records_for_retry() {
+    let stack = Stack::start().await;
+    stack.record_fixture_subscriptions().await;
+    inject_fault(&stack, json!({"status": 503, "count": 50, "retryAfter": 5})).await;
+
+    let short = Deadline::after(Duration::from_secs(3));
+    let response = process_sqs_event(&stack.processor(), processor_event(), short).await;
+
+    assert_eq!(
+        serde_json::to_value(&response).unwrap(),
+        json!({"batchItemFailures": [
+            {"itemIdentifier": "2e1424d4-f796-459a-8184-9c92662be6d0"},
+            {"itemIdentifier": "2e1424d4-f796-459a-8184-9c92662be6d1"},
+        ]})
+    );
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn schedule_run_subscribes_every_mailbox() {
+    let mut stack = Stack::start().await;
+    stack.serve_webhook();
+
+    let report = run_schedule(&stack.subscriber(), deadline()).await.unwrap();
+
+    let outcomes: Vec<(&str, &str)> = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["mailbox"].as_str().unwrap(),
+                row["outcome"].as_str().unwrap(),
+            )
         })
         .collect();
-
-    let retry = stack.processor().process_batch(&records, deadline()).await;
-
-    assert_eq!(retry, Vec::<String>::new());
-    assert_eq!(stack.stats().graph_requests, 2);
+    assert_eq!(outcomes, vec![(FAX, "created"), (SMS, "created")]);
     stack.shutdown().await;
 }
 

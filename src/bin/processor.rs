@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::SqsEvent;
 use graph_mail_relay::{
     config::RelayConfig,
-    entry::{telemetry, wiring},
-    usecase::{Deadline, process::QueueRecord},
+    entry::{lambda_events::process_sqs_event, telemetry, wiring},
+    usecase::Deadline,
 };
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -22,29 +22,8 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let processor = processor.clone();
         async move {
-            let records: Vec<QueueRecord> = event
-                .payload
-                .records
-                .into_iter()
-                .map(|r| QueueRecord {
-                    id: r.message_id.unwrap_or_default(),
-                    body: r.body.unwrap_or_default(),
-                })
-                .collect();
             let deadline = Deadline::from_epoch_millis(event.context.deadline);
-
-            let retry = processor.process_batch(&records, deadline).await;
-
-            let mut response = SqsBatchResponse::default();
-            response.batch_item_failures = retry
-                .into_iter()
-                .map(|id| {
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = id;
-                    failure
-                })
-                .collect();
-            Ok::<_, Error>(response)
+            Ok::<_, Error>(process_sqs_event(&processor, event.payload, deadline).await)
         }
     }))
     .await

@@ -4,15 +4,10 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use graph_mail_relay::{
     config::RelayConfig,
-    entry::{telemetry, wiring},
-    error::RelayError,
-    usecase::{
-        Deadline,
-        subscribe::{MailboxOutcome, report_json},
-    },
+    entry::{lambda_events::run_schedule, telemetry, wiring},
+    usecase::Deadline,
 };
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
@@ -29,18 +24,9 @@ async fn main() -> Result<(), Error> {
         let subscriber = subscriber.clone();
         async move {
             let deadline = Deadline::from_epoch_millis(event.context.deadline);
-            let reports = subscriber.run(Utc::now(), deadline).await;
-
-            // A transient failure fails the invocation so the schedule's retry policy runs it
-            // again; configuration failures are logged for an alarm and retrying cannot help.
-            if let Some(MailboxOutcome::Failed(error)) = reports
-                .iter()
-                .map(|r| &r.outcome)
-                .find(|o| matches!(o, MailboxOutcome::Failed(e) if e.is_transient()))
-            {
-                return Err(RelayError::clone(error).into());
-            }
-            Ok::<_, Error>(report_json(&reports))
+            run_schedule(&subscriber, deadline)
+                .await
+                .map_err(Error::from)
         }
     }))
     .await

@@ -188,6 +188,10 @@ impl Graph for GraphClient {
                      administrator must add it to the app's RBAC for Applications scope or \
                      Application Access Policy (changes take up to a few hours to apply)"
                 )),
+                Ok(f) if f.status == StatusCode::UNAUTHORIZED => RelayError::configuration(format!(
+                    "Graph rejected a fresh access token for mailbox {mailbox} ({f}): check that \
+                     the app registration has the Mail.Read application permission"
+                )),
                 Ok(f) if f.code == "ErrorItemNotFound" => RelayError::permanent(format!(
                     "message not found in mailbox {mailbox} (deleted or moved out of reach \
                      before it was fetched): {f}"
