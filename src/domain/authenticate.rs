@@ -62,6 +62,8 @@ impl Directory {
 /// relay has no use for are ignored and counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Rejection {
+    /// Not a well-formed notification object (a field of the wrong type, not an object).
+    Malformed,
     /// No `subscriptionId`, or one the relay did not create.
     UnknownSubscription,
     /// No `clientState`.
@@ -78,6 +80,7 @@ impl Rejection {
     /// The reason as it appears in logs.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Malformed => "malformed",
             Self::UnknownSubscription => "unknown_subscription",
             Self::MissingClientState => "missing_client_state",
             Self::ForgedClientState => "forged_client_state",

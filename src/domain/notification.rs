@@ -6,16 +6,50 @@
 //! from `resourceData.id`.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
-/// A `changeNotificationCollection` as Graph posts it.
-#[derive(Debug, Deserialize)]
+/// A `changeNotificationCollection` as Graph posts it. Each item is parsed on its own, so one
+/// malformed item is rejected alone instead of failing the whole POST.
+#[derive(Debug)]
 pub struct NotificationCollection {
-    pub value: Vec<ChangeNotification>,
+    /// The items, each parsed, or `None` where an item is not a well-formed notification.
+    pub value: Vec<Option<ChangeNotification>>,
+}
+
+impl NotificationCollection {
+    /// Parses a POST body. Fails only when the body is not a JSON object with a `value` array.
+    pub fn parse(body: &[u8]) -> Result<Self, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Envelope<'a> {
+            #[serde(borrow)]
+            value: Vec<&'a RawValue>,
+        }
+
+        // serde would also read a struct from a JSON array; Graph only ever sends objects.
+        let body = std::str::from_utf8(body).map_err(serde::de::Error::custom)?;
+        if !body.trim_start().starts_with('{') {
+            return Err(serde::de::Error::custom("the body is not a JSON object"));
+        }
+        let envelope: Envelope = serde_json::from_str(body)?;
+        let value = envelope
+            .value
+            .into_iter()
+            .map(|raw| parse_item(raw.get()))
+            .collect();
+        Ok(Self { value })
+    }
+}
+
+fn parse_item(json: &str) -> Option<ChangeNotification> {
+    if !json.starts_with('{') {
+        return None;
+    }
+    serde_json::from_str(json).ok()
 }
 
 /// One item of a collection: a change notification (with `changeType`) or a lifecycle
 /// notification (with `lifecycleEvent`, and no `resource`). Every field is optional here so that
-/// a malformed item is rejected by authentication with a reason rather than failing the batch.
+/// a missing field is rejected by authentication with a reason.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChangeNotification {
@@ -80,6 +114,32 @@ impl QueuedNotification {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn malformed_item_is_set_aside_and_the_others_are_read() {
+        let body = br#"{"value":[{"subscriptionId":7},["s","c"],{"subscriptionId":"s1"}]}"#;
+
+        let collection = NotificationCollection::parse(body).unwrap();
+
+        assert!(collection.value[0].is_none());
+        assert!(collection.value[1].is_none());
+        assert_eq!(
+            collection.value[2]
+                .as_ref()
+                .unwrap()
+                .subscription_id
+                .as_deref(),
+            Some("s1")
+        );
+    }
+
+    #[test]
+    fn body_that_is_not_an_object_with_a_value_array_is_refused() {
+        assert!(NotificationCollection::parse(b"[[]]").is_err());
+        assert!(NotificationCollection::parse(br#"{"value":{}}"#).is_err());
+        assert!(NotificationCollection::parse(b"\xff").is_err());
+        assert!(NotificationCollection::parse(br#"{"value":[],"value":[]}"#).is_err());
+    }
 
     #[test]
     fn queued_batch_has_a_stable_wire_form() {

@@ -6,7 +6,7 @@
 //! internal queue in one batch call before the reply. Graph's whole budget is 3 seconds; this
 //! path does at most one state read (cached) and one queue call.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use tokio::{sync::Mutex, time::Instant};
 use tracing::{info, warn};
@@ -27,6 +27,10 @@ pub const MAX_BATCH_ENTRIES: usize = 10;
 /// How often an unknown subscription id may force a directory reload. Bounds the state reads a
 /// flood of forged ids can cause.
 const MIN_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Rejected items logged one by one per POST; the rest are only counted in the POST's summary
+/// line, so that one POST full of forged items cannot flood the logs.
+const MAX_REJECTIONS_LOGGED: usize = 10;
 
 /// The HTTP method, as far as the webhook cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,13 +74,17 @@ pub struct Acceptance {
 
 /// Parses a notification POST body.
 pub fn parse_collection(body: &[u8]) -> Result<NotificationCollection, BodyError> {
-    serde_json::from_slice(body).map_err(|e| BodyError::Malformed(e.to_string()))
+    NotificationCollection::parse(body).map_err(|e| BodyError::Malformed(e.to_string()))
 }
 
 /// Authenticates every item of a collection.
 pub fn authenticate_all(collection: &NotificationCollection, directory: &Directory) -> Acceptance {
     let mut acceptance = Acceptance::default();
     for item in &collection.value {
+        let Some(item) = item else {
+            acceptance.rejected.push((None, Rejection::Malformed));
+            continue;
+        };
         match authenticate(item, directory) {
             Ok(notification) => acceptance.queued.push(notification),
             Err(reason) => acceptance
@@ -184,7 +192,8 @@ impl Webhook {
         }
         info!(
             queued,
-            dropped = acceptance.rejected.len(),
+            rejected = acceptance.rejected.len(),
+            rejected_by_reason = ?rejection_counts(&acceptance.rejected),
             outcome = "accepted",
             "notification POST accepted"
         );
@@ -214,17 +223,10 @@ impl Webhook {
     }
 }
 
+/// One line for each of the first few rejected items; the POST's summary line counts them all.
 fn log_rejections(rejected: &[(Option<String>, Rejection)]) {
-    let mut counts: HashMap<Rejection, usize> = HashMap::new();
-    for (subscription_id, reason) in rejected {
-        *counts.entry(*reason).or_default() += 1;
-        // The id is untrusted input: bounded, and never with the clientState.
-        let subscription_id: String = subscription_id
-            .as_deref()
-            .unwrap_or("")
-            .chars()
-            .take(64)
-            .collect();
+    for (subscription_id, reason) in rejected.iter().take(MAX_REJECTIONS_LOGGED) {
+        let subscription_id = for_log(subscription_id.as_deref().unwrap_or(""));
         if reason.is_inauthentic() {
             warn!(%subscription_id, reason = reason.as_str(), outcome = "dropped", "inauthentic notification dropped");
         } else {
@@ -233,11 +235,37 @@ fn log_rejections(rejected: &[(Option<String>, Rejection)]) {
     }
 }
 
+/// How many items were rejected for each reason, for the POST's one summary line.
+fn rejection_counts(rejected: &[(Option<String>, Rejection)]) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::new();
+    for (_, reason) in rejected {
+        *counts.entry(reason.as_str()).or_default() += 1;
+    }
+    counts
+}
+
+/// An untrusted value made safe for a log line: control characters (a newline could start a
+/// fake line in text logs) become `?`, and the length is bounded.
+fn for_log(untrusted: &str) -> String {
+    untrusted
+        .chars()
+        .take(64)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 /// The webhook's cached copy of the subscription directory.
 struct DirectoryCache {
     state: Arc<dyn StateStore>,
     cache_for: Duration,
-    cached: Mutex<Option<(Instant, Arc<Directory>)>>,
+    cached: Mutex<Cached>,
+}
+
+#[derive(Default)]
+struct Cached {
+    directory: Option<(Instant, Arc<Directory>)>,
+    /// The last reload forced by an unknown id, successful or not.
+    last_forced_reload: Option<Instant>,
 }
 
 impl DirectoryCache {
@@ -245,32 +273,34 @@ impl DirectoryCache {
         Self {
             state,
             cache_for,
-            cached: Mutex::new(None),
+            cached: Mutex::new(Cached::default()),
         }
     }
 
     async fn current(&self) -> Result<Arc<Directory>, RelayError> {
         let mut cached = self.cached.lock().await;
-        if let Some((loaded_at, directory)) = cached.as_ref()
+        if let Some((loaded_at, directory)) = cached.directory.as_ref()
             && loaded_at.elapsed() < self.cache_for
         {
             return Ok(directory.clone());
         }
         let directory = self.load().await?;
-        *cached = Some((Instant::now(), directory.clone()));
+        cached.directory = Some((Instant::now(), directory.clone()));
         Ok(directory)
     }
 
+    /// Reloads unless a load happened, or a forced reload was tried, within the last second. A
+    /// failed attempt counts too, so a failing state table is not hammered by forged ids.
     async fn reload_if_due(&self) -> Result<Option<Arc<Directory>>, RelayError> {
         let mut cached = self.cached.lock().await;
-        if cached
-            .as_ref()
-            .is_some_and(|(loaded_at, _)| loaded_at.elapsed() < MIN_RELOAD_INTERVAL)
+        let recent = |at: Option<Instant>| at.is_some_and(|at| at.elapsed() < MIN_RELOAD_INTERVAL);
+        if recent(cached.directory.as_ref().map(|(at, _)| *at)) || recent(cached.last_forced_reload)
         {
             return Ok(None);
         }
+        cached.last_forced_reload = Some(Instant::now());
         let directory = self.load().await?;
-        *cached = Some((Instant::now(), directory.clone()));
+        cached.directory = Some((Instant::now(), directory.clone()));
         Ok(Some(directory))
     }
 
