@@ -5,6 +5,10 @@ use lambda_http::{Body, Request, Response};
 
 use crate::usecase::accept::{Method, Webhook};
 
+// LIMITATION: lambda_http converts the event before this code runs, and panics on a
+// `rawQueryString` with characters a URI cannot hold (a space, `<`, `"`) or on a body flagged
+// base64 that is not. The runtime turns that into a failed invocation (a 5xx to the caller);
+// Graph's own requests never carry such input.
 /// Answers one webhook request. The query is read from the URI, which `lambda_http` builds from
 /// the event's `rawQueryString` exactly as received, so the handshake token is decoded once,
 /// here, with form rules.
