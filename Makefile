@@ -15,6 +15,9 @@ test: lint
 	infra/local/with-moto.sh infra/local/run-tests.sh
 	infra/check.sh
 
+check-infra:
+	infra/check.sh
+
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings

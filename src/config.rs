@@ -23,7 +23,7 @@ pub struct RelayConfig {
     pub aws: AwsResources,
     #[serde(default)]
     pub serve: ServeSettings,
-    #[serde(rename = "mailbox")]
+    #[serde(rename = "mailbox", default)]
     pub mailboxes: Vec<MailboxConfig>,
 }
 
@@ -209,6 +209,45 @@ impl RelayConfig {
         ] {
             check_endpoint(name, value)?;
         }
+        for (name, value) in [
+            ("graph.credentials_secret", &self.graph.credentials_secret),
+            ("aws.state_table", &self.aws.state_table),
+            ("aws.document_bucket", &self.aws.document_bucket),
+        ] {
+            if value.trim().is_empty() {
+                return Err(format!("{name} is empty"));
+            }
+        }
+        for (name, value, least) in [
+            (
+                "graph.http_timeout_seconds",
+                self.graph.http_timeout_seconds,
+                1,
+            ),
+            (
+                "webhook.max_body_bytes",
+                self.webhook.max_body_bytes as u64,
+                1024,
+            ),
+            (
+                "serve.subscribe_interval_seconds",
+                self.serve.subscribe_interval_seconds,
+                1,
+            ),
+        ] {
+            if value < least {
+                return Err(format!("{name} is {value}: it must be at least {least}"));
+            }
+        }
+        self.serve
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| {
+                format!(
+                    "serve.listen = '{}' must be an IP address and port, e.g. 127.0.0.1:8080",
+                    self.serve.listen
+                )
+            })?;
         if !(45..=10_080).contains(&self.graph.subscription_minutes) {
             return Err(format!(
                 "graph.subscription_minutes is {}: Graph accepts 45 to 10080 minutes for mail",
@@ -249,7 +288,7 @@ impl RelayConfig {
 
 /// Parses an ISO 3166 region code such as `AU`.
 pub fn region(code: &str) -> Result<phonenumber::country::Id, String> {
-    phonenumber::country::Id::from_str(code)
+    phonenumber::country::Id::from_str(&code.trim().to_ascii_uppercase())
         .map_err(|_| format!("'{code}' is not an ISO 3166 region code (for example AU, GB, US)"))
 }
 
@@ -343,6 +382,47 @@ mod tests {
         assert!(check_endpoint("x", "http://127.0.0.1.evil.example/").is_err());
         assert!(check_endpoint("x", "http://user@169.254.169.254/").is_err());
         assert!(check_endpoint("x", "ftp://127.0.0.1/").is_err());
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_with_their_name() {
+        let cases = [
+            (
+                "subscribe_interval_seconds = 300",
+                "subscribe_interval_seconds = 0",
+                "serve.subscribe_interval_seconds is 0: it must be at least 1",
+            ),
+            (
+                "state_table = \"graph-mail-relay-state\"",
+                "state_table = \"\"",
+                "aws.state_table is empty",
+            ),
+            (
+                "listen = \"127.0.0.1:8080\"",
+                "listen = \"localhost\"",
+                "serve.listen = 'localhost' must be an IP address and port, e.g. 127.0.0.1:8080",
+            ),
+        ];
+        for (from, to, error) in cases {
+            let text = SAMPLE.replacen(from, to, 1);
+
+            assert_eq!(RelayConfig::from_toml(&text).unwrap_err(), error);
+        }
+    }
+
+    #[test]
+    fn configuration_without_mailboxes_says_what_to_add() {
+        let text = &SAMPLE[..SAMPLE.find("[[mailbox]]").unwrap()];
+
+        assert_eq!(
+            RelayConfig::from_toml(text).unwrap_err(),
+            "no [[mailbox]] is configured: add one per gateway mailbox"
+        );
+    }
+
+    #[test]
+    fn region_code_case_does_not_matter() {
+        assert_eq!(region("au").unwrap(), phonenumber::country::Id::AU);
     }
 
     #[test]

@@ -31,6 +31,8 @@ commands:
 The configuration file defaults to $GRAPH_MAIL_RELAY_CONFIG. AWS settings come from the standard
 AWS environment (AWS_REGION, AWS_ENDPOINT_URL, credentials).";
 
+const COMMANDS: [&str; 4] = ["serve", "subscribe", "subscriptions", "check-config"];
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -38,7 +40,10 @@ async fn main() -> ExitCode {
     let mut command: Option<String> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--config" => config_path = args.next().map(PathBuf::from),
+            "--config" => match args.next() {
+                Some(path) => config_path = Some(PathBuf::from(path)),
+                None => return usage_error("--config needs a file"),
+            },
             "-h" | "--help" | "help" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -50,15 +55,23 @@ async fn main() -> ExitCode {
     let Some(command) = command else {
         return usage_error("no command given");
     };
+    if !COMMANDS.contains(&command.as_str()) {
+        return usage_error(&format!("unknown command '{command}'"));
+    }
 
     telemetry::init();
-    let config = match config_path {
-        Some(path) => RelayConfig::from_file(&path),
+    let config = match &config_path {
+        Some(path) => RelayConfig::from_file(path),
         None => RelayConfig::from_env(),
     };
     let config = match config {
         Ok(config) => Arc::new(config),
-        Err(error) => return fail(&error),
+        Err(error) => {
+            if config_path.is_none() && std::env::var_os(CONFIG_ENV).is_none() {
+                eprintln!("(hint: pass --config FILE or set {CONFIG_ENV})");
+            }
+            return fail(&error);
+        }
     };
 
     let result = match command.as_str() {
@@ -72,7 +85,7 @@ async fn main() -> ExitCode {
         "serve" => run_serve(config).await,
         "subscribe" => run_subscribe(config).await,
         "subscriptions" => list_subscriptions(config).await,
-        other => return usage_error(&format!("unknown command '{other}'")),
+        other => unreachable!("command {other} was checked above"),
     };
     result.unwrap_or_else(|error| fail(&error))
 }
@@ -84,9 +97,6 @@ fn usage_error(problem: &str) -> ExitCode {
 
 fn fail(error: &RelayError) -> ExitCode {
     eprintln!("graph-mail-relay: {error}");
-    if matches!(error, RelayError::Configuration { .. }) && std::env::var_os(CONFIG_ENV).is_none() {
-        eprintln!("(hint: pass --config FILE or set {CONFIG_ENV})");
-    }
     ExitCode::FAILURE
 }
 

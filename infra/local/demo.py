@@ -194,16 +194,15 @@ def check_jobs(fax_jobs, sms_jobs, pdf, s3):
         if stored != pdf or document["sha256"] != hashlib.sha256(pdf).hexdigest():
             problems.append("the stored fax document differs from the PDF that was sent")
     validator = ROOT / "infra" / "validate_jobs.py"
-    if validator.exists():
-        for schema, job in (("fax-job.v1", fax), ("sms-job.v1", sms)):
-            with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-                json.dump(job, f)
-            result = subprocess.run([sys.executable, str(validator),
-                                     str(ROOT / "docs" / "schemas" / f"{schema}.schema.json"),
-                                     f.name], capture_output=True, text=True)
-            os.unlink(f.name)
-            if result.returncode != 0:
-                problems.append(f"{schema} job fails its schema: {result.stdout}{result.stderr}")
+    for schema, job in (("fax-job.v1", fax), ("sms-job.v1", sms)):
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(job, f)
+        result = subprocess.run([sys.executable, str(validator),
+                                 str(ROOT / "docs" / "schemas" / f"{schema}.schema.json"),
+                                 f.name], capture_output=True, text=True)
+        os.unlink(f.name)
+        if result.returncode != 0:
+            problems.append(f"{schema} job fails its schema: {result.stdout}{result.stderr}")
     return problems
 
 

@@ -11,7 +11,14 @@ want=$(sha256sum "$requirements" | cut -d' ' -f1)
 if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
   exit 0
 fi
-echo "setting up $venv (moto and boto3, pinned)" >&2
-python3 -m venv "$venv"
+if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 9))'; then
+  echo "python3 is $(python3 --version 2>&1); moto needs Python 3.9 or later" >&2
+  exit 1
+fi
+echo "setting up $venv (moto, boto3, cfn-lint, jsonschema; pinned in $requirements)" >&2
+python3 -m venv "$venv" || {
+  echo "python3 -m venv failed: on Debian or Ubuntu install the python3-venv package" >&2
+  exit 1
+}
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
 echo "$want" > "$stamp"

@@ -54,8 +54,8 @@ fn aws_endpoint_is_local() {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
     assert!(
         endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
-        "these tests need a local moto server: run them with `make test`, or start one \
-         (`make moto`) and set AWS_ENDPOINT_URL=http://127.0.0.1:PORT"
+        "these tests need a local moto server: run them with `make test`, or with \
+         `infra/local/with-moto.sh cargo nextest run`, which starts one and sets AWS_ENDPOINT_URL"
     );
 }
 
