@@ -181,13 +181,7 @@ async fn many_messages_need_one_token_request() {
             )
             .await;
     }
-    let records = stack
-        .drain(
-            &stack.config.aws.internal_queue_url,
-            6,
-            Duration::from_secs(5),
-        )
-        .await;
+    let records = stack.take_notifications(6).await;
     assert_eq!(records.len(), 6);
 
     let retry = stack.processor().process_batch(&records, deadline()).await;
@@ -210,29 +204,13 @@ async fn mailbox_outside_the_access_scope_is_a_configuration_error_and_not_retri
     stack
         .deliver(FAX, fax_message("+61299998888@fax.example.com"))
         .await;
-    let records = stack
-        .drain(
-            &stack.config.aws.internal_queue_url,
-            1,
-            Duration::from_secs(5),
-        )
-        .await;
+    let records = stack.take_notifications(1).await;
 
     let retry = stack.processor().process_batch(&records, deadline()).await;
 
     assert_eq!(retry, Vec::<String>::new());
     assert_eq!(stack.stats().graph_requests, 1);
-    assert_eq!(
-        stack
-            .drain(
-                &stack.config.aws.fax_queue_url,
-                1,
-                Duration::from_millis(500)
-            )
-            .await
-            .len(),
-        0
-    );
+    stack.assert_empty(&stack.config.aws.fax_queue_url).await;
     stack.shutdown().await;
 }
 
@@ -263,13 +241,7 @@ async fn throttled_fetch_is_retried_after_retry_after_and_succeeds() {
     stack
         .deliver(SMS, sms_message("+61412345678@sms.example.com", "hello"))
         .await;
-    let records = stack
-        .drain(
-            &stack.config.aws.internal_queue_url,
-            1,
-            Duration::from_secs(5),
-        )
-        .await;
+    let records = stack.take_notifications(1).await;
     inject_fault(
         &stack,
         json!({"status": 429, "count": 1, "retryAfter": 1, "pathContains": "/messages/"}),
@@ -298,13 +270,7 @@ async fn graph_outage_past_the_deadline_returns_the_record_for_retry() {
     stack
         .deliver(SMS, sms_message("+61412345678@sms.example.com", "hello"))
         .await;
-    let records = stack
-        .drain(
-            &stack.config.aws.internal_queue_url,
-            1,
-            Duration::from_secs(5),
-        )
-        .await;
+    let records = stack.take_notifications(1).await;
     inject_fault(
         &stack,
         json!({"status": 503, "count": 50, "retryAfter": 5, "pathContains": "/messages/"}),
@@ -318,17 +284,7 @@ async fn graph_outage_past_the_deadline_returns_the_record_for_retry() {
 
     assert_eq!(retry, vec![records[0].id.clone()]);
     assert_eq!(stack.stats().graph_requests, 1);
-    assert_eq!(
-        stack
-            .drain(
-                &stack.config.aws.sms_queue_url,
-                1,
-                Duration::from_millis(500)
-            )
-            .await
-            .len(),
-        0
-    );
+    stack.assert_empty(&stack.config.aws.sms_queue_url).await;
     stack.shutdown().await;
 }
 
@@ -340,13 +296,7 @@ async fn busy_mailbox_stays_within_four_concurrent_requests() {
             .deliver(FAX, fax_message(&format!("+6129999888{i}@fax.example.com")))
             .await;
     }
-    let records = stack
-        .drain(
-            &stack.config.aws.internal_queue_url,
-            10,
-            Duration::from_secs(5),
-        )
-        .await;
+    let records = stack.take_notifications(10).await;
     let url = format!("{}/_sim/latency", stack.sim.base_url());
     stack
         .http
@@ -374,13 +324,7 @@ async fn repeated_notification_sends_the_job_once() {
     stack
         .deliver(SMS, sms_message("+61412345678@sms.example.com", "once"))
         .await;
-    let records = stack
-        .drain(
-            &stack.config.aws.internal_queue_url,
-            1,
-            Duration::from_secs(5),
-        )
-        .await;
+    let records = stack.take_notifications(1).await;
     let processor = stack.processor();
 
     processor.process_batch(&records, deadline()).await;
@@ -391,13 +335,7 @@ async fn repeated_notification_sends_the_job_once() {
         1
     );
     let queue = &stack.config.aws.sms_queue_url;
-    assert_eq!(
-        stack
-            .drain(queue, 1, Duration::from_millis(500))
-            .await
-            .len(),
-        0
-    );
+    stack.assert_empty(queue).await;
     stack.shutdown().await;
 }
 

@@ -333,6 +333,18 @@ impl Stack {
         }
     }
 
+    /// The records the webhook put on the internal queue, waiting up to 5 s for `expected`.
+    pub async fn take_notifications(&self, expected: usize) -> Vec<QueueRecord> {
+        let queue = &self.config.aws.internal_queue_url;
+        self.drain(queue, expected, Duration::from_secs(5)).await
+    }
+
+    /// Fails the test if anything arrives on the queue within half a second.
+    pub async fn assert_empty(&self, queue_url: &str) {
+        let arrived = self.drain(queue_url, 1, Duration::from_millis(500)).await;
+        assert_eq!(arrived.len(), 0, "unexpected messages on {queue_url}");
+    }
+
     /// The jobs on a queue, parsed.
     pub async fn jobs(&self, queue_url: &str, expected: usize) -> Vec<Value> {
         self.drain(queue_url, expected, Duration::from_secs(10))
