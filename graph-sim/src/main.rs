@@ -152,10 +152,10 @@ mod tests {
 
     #[test]
     fn listen_defaults_to_an_ephemeral_loopback_port() {
-        let parsed = args(&["--config", "sim.json", "--port-file", "/tmp/p"]).unwrap();
+        let parsed = args(&["--config", "sim.json", "--port-file", "graph-sim.port"]).unwrap();
 
         assert_eq!(parsed.listen, SocketAddr::from(([127, 0, 0, 1], 0)));
-        assert_eq!(parsed.port_file, Some(PathBuf::from("/tmp/p")));
+        assert_eq!(parsed.port_file, Some(PathBuf::from("graph-sim.port")));
     }
 
     #[test]
