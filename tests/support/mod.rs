@@ -42,6 +42,8 @@ pub const FIXTURE_SMS_CLIENT_STATE: &str = "sms-client-state-Lk3Vb8Nq1Wz5Xc7Mp0R
 pub struct Stack {
     pub sim: SimServer,
     pub config: Arc<RelayConfig>,
+    /// The configuration as TOML, for running the relay's binaries.
+    pub config_text: String,
     pub aws: wiring::AwsClients,
     pub http: reqwest::Client,
     pub webhook_base: String,
@@ -180,6 +182,7 @@ impl Stack {
         Self {
             sim,
             config,
+            config_text,
             aws,
             http: reqwest::Client::new(),
             webhook_base,
