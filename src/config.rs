@@ -5,7 +5,7 @@
 //! Loading validates everything an operator can get wrong, so that a bad setting stops the relay
 //! at start with a message that says what to fix, rather than failing later on a live message.
 
-use std::{collections::HashSet, net::IpAddr, path::Path, str::FromStr};
+use std::{collections::HashSet, path::Path, str::FromStr};
 
 use serde::Deserialize;
 
@@ -156,8 +156,11 @@ fn default_subscription_minutes() -> i64 {
 fn default_http_timeout_seconds() -> u64 {
     10
 }
+/// The largest notification body the webhook can accept: SQS's limit for one batch call.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
 fn default_max_body_bytes() -> usize {
-    256 * 1024
+    MAX_BODY_BYTES
 }
 fn default_directory_cache_seconds() -> u64 {
     60
@@ -239,6 +242,14 @@ impl RelayConfig {
                 return Err(format!("{name} is {value}: it must be at least {least}"));
             }
         }
+        // Queued items are smaller than the POST's, so a body within SQS's batch limit always
+        // fits in the one batch call.
+        if self.webhook.max_body_bytes > MAX_BODY_BYTES {
+            return Err(format!(
+                "webhook.max_body_bytes is {}: at most {MAX_BODY_BYTES} (SQS's batch size limit)",
+                self.webhook.max_body_bytes
+            ));
+        }
         self.serve
             .listen
             .parse::<std::net::SocketAddr>()
@@ -276,14 +287,6 @@ impl RelayConfig {
             .iter()
             .find(|m| m.address.eq_ignore_ascii_case(address))
     }
-
-    /// The queue a channel's jobs go to.
-    pub fn job_queue_url(&self, channel: Channel) -> &str {
-        match channel {
-            Channel::Fax => &self.aws.fax_queue_url,
-            Channel::Sms => &self.aws.sms_queue_url,
-        }
-    }
 }
 
 /// Parses an ISO 3166 region code such as `AU`.
@@ -293,38 +296,33 @@ pub fn region(code: &str) -> Result<phonenumber::country::Id, String> {
 }
 
 /// Accepts `https://` anywhere and plain `http://` only to a loopback address, so that nothing
-/// secret ever crosses a network in clear text.
+/// secret ever crosses a network in clear text. The URL is parsed as the HTTP client parses it,
+/// so tricks such as `http://remote\@127.0.0.1/` are judged by the host the client would reach.
 pub fn check_endpoint(setting: &str, value: &str) -> Result<(), String> {
-    if let Some(rest) = value.strip_prefix("https://") {
-        if host_of(rest).is_empty() {
-            return Err(format!("{setting} = '{value}' has no host"));
-        }
-        return Ok(());
-    }
-    if let Some(rest) = value.strip_prefix("http://") {
-        if is_loopback_host(host_of(rest)) {
-            return Ok(());
-        }
+    let url =
+        url::Url::parse(value).map_err(|e| format!("{setting} = '{value}' is not a URL: {e}"))?;
+    if !url.username().is_empty() || url.password().is_some() {
         return Err(format!(
-            "{setting} = '{value}': plain http is allowed only to a loopback address; use https"
+            "{setting} = '{value}' must not carry a user name or password"
         ));
     }
-    Err(format!("{setting} = '{value}' must start with https://"))
-}
-
-/// The host part of the text after `scheme://`, without port or brackets.
-fn host_of(after_scheme: &str) -> &str {
-    let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or("");
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
-    if let Some(bracketed) = authority.strip_prefix('[') {
-        return bracketed.split(']').next().unwrap_or("");
+    match (url.scheme(), url.host()) {
+        ("https", Some(_)) => Ok(()),
+        ("http", Some(host)) if is_loopback(&host) => Ok(()),
+        ("http", Some(_)) => Err(format!(
+            "{setting} = '{value}': plain http is allowed only to a loopback address; use https"
+        )),
+        ("https" | "http", None) => Err(format!("{setting} = '{value}' has no host")),
+        _ => Err(format!("{setting} = '{value}' must start with https://")),
     }
-    authority.split(':').next().unwrap_or("")
 }
 
-fn is_loopback_host(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+fn is_loopback(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    }
 }
 
 /// Mailbox addresses end up in Graph URLs and resource paths, so only plain SMTP addresses are
@@ -381,6 +379,9 @@ mod tests {
         );
         assert!(check_endpoint("x", "http://127.0.0.1.evil.example/").is_err());
         assert!(check_endpoint("x", "http://user@169.254.169.254/").is_err());
+        assert!(check_endpoint("x", "http://127.0.0.1@graph.evil.example/").is_err());
+        assert!(check_endpoint("x", "http://graph.evil.example\\@127.0.0.1/").is_err());
+        assert!(check_endpoint("x", "http://graph.evil.example%2F@127.0.0.1/").is_err());
         assert!(check_endpoint("x", "ftp://127.0.0.1/").is_err());
     }
 

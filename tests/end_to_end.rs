@@ -12,7 +12,7 @@ use graph_mail_relay::{
     entry::lambda_events::{process_sqs_event, run_schedule},
     error::RelayError,
     ports::StateStore,
-    usecase::{Deadline, subscribe::MailboxOutcome},
+    usecase::{Deadline, process::Outcome, subscribe::MailboxOutcome},
 };
 use serde_json::{Value, json};
 use support::*;
@@ -81,11 +81,15 @@ async fn fax_and_sms_mail_become_jobs_on_their_queues() {
             }],
         })]
     );
-    assert!(
-        fax_jobs[0]["message"]["receivedDateTime"]
-            .as_str()
+    // graph-sim stamps the message when it is delivered, a moment before the job was read.
+    let received = fax_jobs[0]["message"]["receivedDateTime"].as_str().unwrap();
+    let age = Utc::now()
+        - chrono::DateTime::parse_from_rfc3339(received)
             .unwrap()
-            .starts_with("20")
+            .to_utc();
+    assert!(
+        age >= chrono::Duration::zero() && age < chrono::Duration::minutes(1),
+        "{received}"
     );
     let stored = stack
         .aws
@@ -205,11 +209,26 @@ async fn mailbox_outside_the_access_scope_is_a_configuration_error_and_not_retri
         .deliver(FAX, fax_message("+61299998888@fax.example.com"))
         .await;
     let records = stack.take_notifications(1).await;
+    let processor = stack.processor();
 
-    let retry = stack.processor().process_batch(&records, deadline()).await;
+    let outcomes = processor.process_record(&records[0], deadline()).await;
+    let retry = processor.process_batch(&records, deadline()).await;
 
+    let reason = format!(
+        "configuration error: mailbox {FAX} is outside the app's access scope (403 \
+         ErrorAccessDenied: Access to OData is disabled.); the Exchange administrator must add it \
+         to the app's RBAC for Applications scope or Application Access Policy (changes take up \
+         to a few hours to apply), and the app needs the Mail.Read application permission"
+    );
+    assert_eq!(
+        outcomes,
+        Ok(vec![Outcome::Rejected {
+            class: "configuration",
+            reason
+        }])
+    );
     assert_eq!(retry, Vec::<String>::new());
-    assert_eq!(stack.stats().graph_requests, 1);
+    assert_eq!(stack.stats().graph_requests, 2);
     stack.assert_empty(&stack.config.aws.fax_queue_url).await;
     stack.shutdown().await;
 }

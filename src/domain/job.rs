@@ -177,13 +177,14 @@ fn fax_documents(
 ) -> Result<(Vec<PendingDocument>, usize), RelayError> {
     let mut documents = Vec::new();
     let mut ignored = 0;
+    // LIMITATION: only file attachments that arrive with their content become fax documents;
+    // item attachments (an attached e-mail) and reference attachments (cloud links) are counted
+    // and skipped.
     for attachment in &message.attachments {
         let Some(content) = attachment.content_bytes.as_deref() else {
             ignored += 1;
             continue;
         };
-        // LIMITATION: only file attachments become fax documents; item attachments (an attached
-        // e-mail) and reference attachments (cloud links) are counted and skipped.
         if !attachment.is_file() || attachment.is_inline {
             ignored += 1;
             continue;

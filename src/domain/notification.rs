@@ -26,7 +26,8 @@ impl NotificationCollection {
         }
 
         // serde would also read a struct from a JSON array; Graph only ever sends objects.
-        let body = std::str::from_utf8(body).map_err(serde::de::Error::custom)?;
+        let body = std::str::from_utf8(body)
+            .map_err(|_| <serde_json::Error as serde::de::Error>::custom("not UTF-8"))?;
         if !body.trim_start().starts_with('{') {
             return Err(serde::de::Error::custom("the body is not a JSON object"));
         }

@@ -16,7 +16,8 @@ impl E164 {
         &self.0
     }
 
-    /// The number for logs: country code and last three digits only, e.g. `+61*******888`.
+    /// The number for logs: the first three and the last three characters only, e.g.
+    /// `+61******888`.
     pub fn masked(&self) -> String {
         mask_number(&self.0)
     }

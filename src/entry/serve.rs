@@ -115,9 +115,10 @@ async fn webhook_route(State(webhook): State<Arc<Webhook>>, request: Request) ->
         Ok(Ok(body)) => body,
         // A handshake is answered whatever its body, as under Lambda.
         _ if validation_token(query.as_deref()).is_some() => Bytes::new(),
-        Ok(Err(_)) => {
+        Ok(Err(error)) if is_length_limit(&error) => {
             return (StatusCode::PAYLOAD_TOO_LARGE, "notification body too large").into_response();
         }
+        Ok(Err(_)) => return (StatusCode::BAD_REQUEST, "request body unreadable").into_response(),
         Err(_) => return (StatusCode::REQUEST_TIMEOUT, "request body too slow").into_response(),
     };
 
@@ -136,6 +137,18 @@ async fn webhook_route(State(webhook): State<Arc<Webhook>>, request: Request) ->
         HeaderValue::from_static("nosniff"),
     );
     response
+}
+
+/// Whether reading a body failed because it was over the limit (rather than, say, cut off).
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = source {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// Receives from the internal queue and hands each batch to the processor, as Lambda's SQS event

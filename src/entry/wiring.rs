@@ -78,16 +78,18 @@ pub fn graph(config: &RelayConfig, aws: &AwsClients) -> Result<Arc<GraphClient>,
         &config.graph.credentials_secret,
         Duration::from_secs(config.graph.secret_cache_seconds),
     ));
+    let timeout = Duration::from_secs(config.graph.http_timeout_seconds);
     let tokens = Arc::new(TokenProvider::new(
         http.clone(),
         &config.graph.login_base,
+        timeout,
         credentials,
     ));
     Ok(Arc::new(GraphClient::new(
         http,
         &config.graph.graph_base,
         tokens,
-        Duration::from_secs(config.graph.http_timeout_seconds),
+        timeout,
     )))
 }
 

@@ -74,7 +74,16 @@ pub struct Acceptance {
 
 /// Parses a notification POST body.
 pub fn parse_collection(body: &[u8]) -> Result<NotificationCollection, BodyError> {
-    NotificationCollection::parse(body).map_err(|e| BodyError::Malformed(e.to_string()))
+    // The reason names where and what kind of error, never the body's text: a body may carry
+    // message content or phone numbers.
+    NotificationCollection::parse(body).map_err(|e| {
+        let kind = match e.classify() {
+            serde_json::error::Category::Io | serde_json::error::Category::Syntax => "not JSON",
+            serde_json::error::Category::Data => "not a notification collection",
+            serde_json::error::Category::Eof => "cut short",
+        };
+        BodyError::Malformed(format!("{kind} (line {}, column {})", e.line(), e.column()))
+    })
 }
 
 /// Authenticates every item of a collection.
@@ -177,7 +186,7 @@ impl Webhook {
         let acceptance = match self.authenticate(&collection).await {
             Ok(acceptance) => acceptance,
             Err(error) => {
-                warn!(error = %error, "cannot read the subscription directory; Graph will retry");
+                warn!(reason = %error, "cannot read the subscription directory; Graph will retry");
                 return WebhookResponse::text(503, "temporarily unable to accept notifications");
             }
         };
@@ -187,7 +196,7 @@ impl Webhook {
         if queued > 0
             && let Err(error) = self.queue.enqueue(&pack_batch(acceptance.queued)).await
         {
-            warn!(error = %error, items = queued, "queue write failed; Graph will retry");
+            warn!(reason = %error, items = queued, "queue write failed; Graph will retry");
             return WebhookResponse::text(503, "temporarily unable to accept notifications");
         }
         info!(

@@ -50,9 +50,19 @@ pub struct QueueRecord {
 /// What became of one notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Forwarded { job_id: String },
-    Duplicate { job_id: String },
-    Rejected { class: &'static str, reason: String },
+    Forwarded {
+        job_id: String,
+    },
+    Duplicate {
+        job_id: String,
+    },
+    Rejected {
+        class: &'static str,
+        reason: String,
+    },
+    /// `subscriptionRemoved`: the subscription's record was deleted.
+    SubscriptionForgotten,
+    /// Another lifecycle event, logged only.
     LifecycleNotHandled,
 }
 
@@ -158,15 +168,25 @@ impl Processor {
             QueuedNotification::Lifecycle {
                 subscription_id,
                 event,
-            } => {
-                // LIMITATION: lifecycle events are authenticated and queued but not acted on
-                // yet: no reauthorize, no re-creation after subscriptionRemoved, no delta
-                // catch-up after missed. The subscribe step re-creates a subscription once its
-                // record expires; mail that arrives in a gap is not fetched.
-                warn!(%subscription_id, %event, outcome = "not_handled", "lifecycle event received");
-                Ok(Outcome::LifecycleNotHandled)
-            }
+            } => self.lifecycle(subscription_id, event).await,
         }
+    }
+
+    /// Acts on a lifecycle event.
+    ///
+    /// `subscriptionRemoved`: Graph deleted the subscription, so its record goes too, and the
+    /// next subscribe step (the renewer's schedule, or serve mode's timer) creates a new one.
+    // LIMITATION: the other lifecycle events are only logged: no reauthorize after
+    // reauthorizationRequired, no delta catch-up after missed; mail that arrives while a
+    // subscription is missing or paused is not fetched.
+    async fn lifecycle(&self, subscription_id: &str, event: &str) -> Result<Outcome, RelayError> {
+        if event == "subscriptionRemoved" {
+            self.state.delete_subscription(subscription_id).await?;
+            warn!(%subscription_id, %event, outcome = "record_deleted", "Graph removed the subscription; the subscribe step will create a new one");
+            return Ok(Outcome::SubscriptionForgotten);
+        }
+        warn!(%subscription_id, %event, outcome = "not_handled", "lifecycle event received");
+        Ok(Outcome::LifecycleNotHandled)
     }
 
     async fn forward_message(
@@ -192,7 +212,12 @@ impl Processor {
                     outcome = "rejected",
                     "message rejected"
                 );
-                if let Some(job_id) = &job_id {
+                // Only a message that can never succeed is recorded as rejected. A configuration
+                // failure (access scope, queue, bucket) is not the message's fault: unrecorded,
+                // nothing blocks the same message once the setting is fixed.
+                // LIMITATION: nothing fetches such a message again either: there is no replay
+                // command or delta catch-up yet; the error log line is the operator's record.
+                if let (Some(job_id), RelayError::Permanent { .. }) = (&job_id, &error) {
                     let rejected = LedgerOutcome::Rejected {
                         reason: error.to_string(),
                     };
@@ -467,6 +492,24 @@ mod tests {
                 reason: reason.into()
             }]
         );
+    }
+
+    #[tokio::test]
+    async fn subscription_removed_deletes_the_record_so_the_next_step_recreates_it() {
+        let f = fixture();
+        let record = QueueRecord {
+            id: "q2".into(),
+            body: r#"{"schema":"graph-mail-relay/notification/v1","notifications":[{"kind":"lifecycle","subscriptionId":"sub-fax","event":"subscriptionRemoved"}]}"#.into(),
+        };
+
+        let outcomes = f
+            .processor
+            .process_record(&record, Deadline::after(Duration::from_secs(30)))
+            .await
+            .unwrap();
+
+        assert_eq!(outcomes, vec![Outcome::SubscriptionForgotten]);
+        assert!(f.state.subscriptions_sync().is_empty());
     }
 
     #[tokio::test]

@@ -29,7 +29,7 @@ use crate::{
 /// 6 hours in infra/template.yaml) by a wide margin, so a missed run or two cannot let it lapse.
 // LIMITATION: subscriptions are not renewed (PATCH) yet. One that nears expiry is deleted and
 // replaced, and mail delivered in the moment between the two calls is not notified.
-const EXPIRY_MARGIN: Duration = Duration::from_secs(24 * 3600);
+const REPLACE_BEFORE: Duration = Duration::from_secs(24 * 3600);
 
 /// How long a mailbox lock lasts if its holder dies.
 const LOCK_LEASE: Duration = Duration::from_secs(120);
@@ -86,27 +86,9 @@ impl Subscriber {
 
     /// Runs the step for every configured mailbox.
     pub async fn run(&self, now: DateTime<Utc>, deadline: Deadline) -> Vec<MailboxReport> {
-        let records = match self.state.subscriptions().await {
-            Ok(records) => records,
-            Err(error) => {
-                error!(failure = error.class(), reason = %error, "cannot read subscriptions");
-                return self
-                    .config
-                    .mailboxes
-                    .iter()
-                    .map(|m| MailboxReport {
-                        mailbox: m.address.clone(),
-                        outcome: MailboxOutcome::Failed(error.clone()),
-                    })
-                    .collect();
-            }
-        };
-
         let mut reports = Vec::with_capacity(self.config.mailboxes.len());
         for mailbox in &self.config.mailboxes {
-            let outcome = self
-                .reconcile_locked(mailbox, &records, now, deadline)
-                .await;
+            let outcome = self.reconcile_locked(mailbox, now, deadline).await;
             log_outcome(&mailbox.address, &outcome);
             reports.push(MailboxReport {
                 mailbox: mailbox.address.clone(),
@@ -119,7 +101,6 @@ impl Subscriber {
     async fn reconcile_locked(
         &self,
         mailbox: &MailboxConfig,
-        records: &[SubscriptionRecord],
         now: DateTime<Utc>,
         deadline: Deadline,
     ) -> MailboxOutcome {
@@ -132,7 +113,10 @@ impl Subscriber {
             Ok(false) => return MailboxOutcome::Busy,
             Err(error) => return MailboxOutcome::Failed(error),
         }
-        let outcome = self.reconcile(mailbox, records, now, deadline).await;
+        let outcome = match self.reconcile(mailbox, now, deadline).await {
+            Ok(outcome) => outcome,
+            Err(error) => MailboxOutcome::Failed(error),
+        };
         if let Err(error) = self
             .state
             .unlock_mailbox(&mailbox.address, &self.owner)
@@ -143,14 +127,16 @@ impl Subscriber {
         outcome
     }
 
+    /// Decides under the mailbox's lock, on records read after the lock was taken, so that a
+    /// run never acts on what another run changed meanwhile.
     async fn reconcile(
         &self,
         mailbox: &MailboxConfig,
-        records: &[SubscriptionRecord],
         now: DateTime<Utc>,
         deadline: Deadline,
-    ) -> MailboxOutcome {
-        let live_after = now + EXPIRY_MARGIN;
+    ) -> Result<MailboxOutcome, RelayError> {
+        let records = self.state.subscriptions().await?;
+        let live_after = now + self.replace_before();
         let live = records
             .iter()
             .filter(|r| {
@@ -158,19 +144,24 @@ impl Subscriber {
             })
             .max_by_key(|r| r.expires_at);
         if let Some(record) = live {
-            return MailboxOutcome::Live {
+            return Ok(MailboxOutcome::Live {
                 subscription_id: record.subscription_id.clone(),
                 expires_at: record.expires_at,
-            };
+            });
         }
 
-        match self.create(mailbox, now, deadline).await {
-            Ok(record) => MailboxOutcome::Created {
-                subscription_id: record.subscription_id,
-                expires_at: record.expires_at,
-            },
-            Err(error) => MailboxOutcome::Failed(error),
-        }
+        let record = self.create(mailbox, now, deadline).await?;
+        Ok(MailboxOutcome::Created {
+            subscription_id: record.subscription_id,
+            expires_at: record.expires_at,
+        })
+    }
+
+    /// How long before expiry a subscription is replaced: a day, or a third of the configured
+    /// lifetime when that is shorter, so a short lifetime is not replaced on every run.
+    fn replace_before(&self) -> chrono::Duration {
+        let third = chrono::Duration::minutes(self.config.graph.subscription_minutes / 3);
+        third.min(chrono::Duration::from_std(REPLACE_BEFORE).expect("a day fits"))
     }
 
     async fn create(
@@ -224,7 +215,9 @@ impl Subscriber {
     }
 
     /// Deletes every Graph subscription of the app on `resource`: orphans without a record, and
-    /// the recorded one that is being replaced because it nears expiry.
+    /// the recorded one that is being replaced because it nears expiry. A replaced subscription
+    /// keeps its record until the record's time to live runs out, so notifications for it that
+    /// are still queued or retried by Graph are still authenticated and routed.
     async fn remove_orphans(&self, resource: &str, deadline: Deadline) -> Result<(), RelayError> {
         let orphans: Vec<GraphSubscription> = self
             .graph
@@ -234,9 +227,8 @@ impl Subscriber {
             .filter(|s| s.resource.eq_ignore_ascii_case(resource))
             .collect();
         for orphan in orphans {
-            warn!(subscription_id = %orphan.id, %resource, outcome = "orphan_deleted", "deleting a subscription the relay has no record of");
+            warn!(subscription_id = %orphan.id, %resource, outcome = "replaced", "deleting the app's existing subscription on this resource");
             self.graph.delete_subscription(&orphan.id, deadline).await?;
-            self.state.delete_subscription(&orphan.id).await?;
         }
         Ok(())
     }
@@ -418,6 +410,49 @@ mod tests {
 
         assert_eq!(reports[0].outcome, MailboxOutcome::Busy);
         assert!(matches!(reports[1].outcome, MailboxOutcome::Created { .. }));
+    }
+
+    #[tokio::test]
+    async fn short_lifetime_is_not_replaced_on_every_run() {
+        let graph = Arc::new(MemoryGraph::default());
+        let state = Arc::new(MemoryState::default());
+        let mut config = sample_config();
+        config.graph.subscription_minutes = 1440;
+        let subscriber = Subscriber::new(Arc::new(config), graph.clone(), state.clone(), "test");
+
+        subscriber.run(Utc::now(), deadline()).await;
+        let second = subscriber.run(Utc::now(), deadline()).await;
+
+        assert!(
+            second
+                .iter()
+                .all(|r| matches!(r.outcome, MailboxOutcome::Live { .. }))
+        );
+        assert_eq!(graph.created().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn replaced_subscription_keeps_its_record_for_late_notifications() {
+        let graph = Arc::new(MemoryGraph::default());
+        let state = Arc::new(MemoryState::default());
+        let subscriber = subscriber(&graph, &state);
+        let now = Utc::now();
+        subscriber.run(now, deadline()).await;
+
+        let later = now + chrono::Duration::minutes(10_070) - chrono::Duration::hours(23);
+        subscriber.run(later, deadline()).await;
+
+        assert_eq!(
+            graph.deleted(),
+            vec!["sub-1".to_string(), "sub-2".to_string()]
+        );
+        let mut recorded: Vec<String> = state
+            .subscriptions_sync()
+            .into_iter()
+            .map(|r| r.subscription_id)
+            .collect();
+        recorded.sort();
+        assert_eq!(recorded, ["sub-1", "sub-2", "sub-3", "sub-4"]);
     }
 
     #[tokio::test]

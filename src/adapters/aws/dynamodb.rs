@@ -4,7 +4,7 @@
 //!
 //! | pk | sk | what |
 //! |---|---|---|
-//! | `SUBSCRIPTION` | subscription id | mailbox, tenantId, resource, clientStateSha256 (binary), expiresAt, createdAt |
+//! | `SUBSCRIPTION` | subscription id | mailbox, tenantId, resource, clientStateSha256 (binary), expiresAt, createdAt, `ttl` |
 //! | `LOCK` | mailbox | owner, leaseUntil (epoch seconds) |
 //! | `MESSAGE#{job id}` | `LEDGER` | outcome, jobId or reason, `ttl` (epoch seconds; enable TTL on it) |
 //!
@@ -88,6 +88,12 @@ fn subscription_item(record: &SubscriptionRecord) -> Item {
         ),
         ("expiresAt".into(), s(record.expires_at.to_rfc3339())),
         ("createdAt".into(), s(record.created_at.to_rfc3339())),
+        // Kept a day past expiry, so late notifications for a replaced subscription still map
+        // to its mailbox; then DynamoDB's time to live removes it.
+        (
+            "ttl".into(),
+            n((record.expires_at + chrono::Duration::days(1)).timestamp()),
+        ),
     ])
 }
 
@@ -132,7 +138,13 @@ impl StateStore for DynamoStateStore {
                 .await
                 .map_err(|e| classify(&self.what("Query"), e))?;
             for item in page.items() {
-                records.push(subscription_record(item)?);
+                // One damaged item must not stop every notification: it is skipped, loudly.
+                match subscription_record(item) {
+                    Ok(record) => records.push(record),
+                    Err(error) => {
+                        tracing::error!(reason = %error, table = %self.table, "subscription item skipped")
+                    }
+                }
             }
             match page.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),

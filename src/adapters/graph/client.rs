@@ -186,7 +186,11 @@ impl Graph for GraphClient {
                 Ok(f) if f.is_access_denied() => RelayError::configuration(format!(
                     "mailbox {mailbox} is outside the app's access scope ({f}); the Exchange \
                      administrator must add it to the app's RBAC for Applications scope or \
-                     Application Access Policy (changes take up to a few hours to apply)"
+                     Application Access Policy (changes take up to a few hours to apply), and the \
+                     app needs the Mail.Read application permission"
+                )),
+                Ok(f) if f.status == StatusCode::FORBIDDEN => RelayError::configuration(format!(
+                    "Graph refused access to mailbox {mailbox} ({f})"
                 )),
                 Ok(f) if f.status == StatusCode::UNAUTHORIZED => RelayError::configuration(format!(
                     "Graph rejected a fresh access token for mailbox {mailbox} ({f}): check that \
@@ -240,6 +244,8 @@ impl Graph for GraphClient {
         created.into_subscription().map_err(CreateRefusal::Failed)
     }
 
+    // LIMITATION: reads the first page only (no `@odata.nextLink`); an app with more
+    // subscriptions than one page may miss an orphan and then fail to replace it.
     async fn subscriptions(
         &self,
         deadline: Deadline,

@@ -42,9 +42,13 @@ impl GraphFailure {
     }
 
     /// `403 ErrorAccessDenied` ("Access to OData is disabled.") or `403 ExtensionError`: the
-    /// Exchange administrator's access scope does not include the mailbox.
+    /// Exchange administrator's access scope does not include the mailbox. Other 403s (a quota,
+    /// a missing permission) are not this.
     pub fn is_access_denied(&self) -> bool {
         self.status == StatusCode::FORBIDDEN
+            && ["ErrorAccessDenied", "ExtensionError", "AccessDenied"]
+                .iter()
+                .any(|code| self.code.eq_ignore_ascii_case(code))
     }
 }
 

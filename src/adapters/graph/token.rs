@@ -62,20 +62,24 @@ fn refresh_after(expires_in: u64) -> Duration {
 pub struct TokenProvider {
     http: reqwest::Client,
     login_base: String,
+    timeout: Duration,
     credentials: Arc<dyn CredentialSource>,
     cached: Mutex<Option<(Instant, Secret)>>,
 }
 
 impl TokenProvider {
+    /// A provider asking `login_base` for tokens, each request bounded by `timeout`.
     pub fn new(
         http: reqwest::Client,
         login_base: impl Into<String>,
+        timeout: Duration,
         credentials: Arc<dyn CredentialSource>,
     ) -> Self {
         let login_base = login_base.into().trim_end_matches('/').to_owned();
         Self {
             http,
             login_base,
+            timeout,
             credentials,
             cached: Mutex::new(None),
         }
@@ -127,7 +131,7 @@ impl TokenProvider {
             .http
             .post(&url)
             .form(&form)
-            .timeout(deadline.remaining())
+            .timeout(self.timeout.min(deadline.remaining()))
             .send()
             .await
             .map_err(|e| {
