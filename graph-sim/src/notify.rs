@@ -68,8 +68,11 @@ pub async fn validate_endpoint(http: &reqwest::Client, endpoint: &str) -> Result
         ids::guid()
     );
     let mut url = loopback_url(endpoint)?;
-    // Form encoding: spaces become '+', ':' becomes "%3A". The endpoint must decode both.
-    let encoded: String = form_urlencoded::byte_serialize(token.as_bytes()).collect();
+    // Form encoding: spaces become '+', ':' becomes "%3a" (lower case, as Graph has been seen to
+    // send it). The endpoint must decode both.
+    let encoded: String = form_urlencoded::byte_serialize(token.as_bytes())
+        .collect::<String>()
+        .replace("%3A", "%3a");
     let query = match url.query() {
         Some(existing) if !existing.is_empty() => format!("{existing}&validationToken={encoded}"),
         _ => format!("validationToken={encoded}"),

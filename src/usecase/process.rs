@@ -160,7 +160,13 @@ impl Processor {
                 subscription_id,
                 message_id,
             } => {
-                let span = info_span!("message", %subscription_id, mailbox = tracing::field::Empty);
+                // Graph's message id is no secret and is what an operator searches Graph for.
+                let span = info_span!(
+                    "message",
+                    %subscription_id,
+                    %message_id,
+                    mailbox = tracing::field::Empty
+                );
                 self.forward_message(subscription_id, message_id, deadline)
                     .instrument(span)
                     .await

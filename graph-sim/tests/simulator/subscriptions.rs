@@ -56,8 +56,8 @@ async fn create_validates_the_webhook_with_the_decoded_token_then_answers_201() 
     let validation = &validations[0];
     assert_eq!(validation.path, "/graph/notify");
     assert!(validation.raw_query.starts_with(
-        "mbx=fax1&validationToken=Validation%3A+Testing+client+application+reachability+for+\
-         subscription+Request-Id%3A+"
+        "mbx=fax1&validationToken=Validation%3a+Testing+client+application+reachability+for+\
+         subscription+Request-Id%3a+"
     ));
     assert_eq!(validation.content_type, "text/plain; charset=utf-8");
     assert_eq!(validation.body, "");
