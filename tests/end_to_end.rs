@@ -423,3 +423,32 @@ async fn inject_fault(stack: &Stack, fault: Value) {
     let response = stack.http.post(url).json(&fault).send().await.unwrap();
     assert!(response.status().is_success());
 }
+
+#[tokio::test]
+async fn job_too_large_for_its_queue_is_rejected_not_retried() {
+    let stack = subscribed_stack().await;
+    let text = "x".repeat(1_100_000);
+    stack
+        .deliver(SMS, sms_message("+61412345678@sms.example.com", &text))
+        .await;
+    let records = stack.take_notifications(1).await;
+
+    let outcomes = stack
+        .processor()
+        .process_record(&records[0], deadline())
+        .await
+        .unwrap();
+
+    let [Outcome::Rejected { class, reason }] = &outcomes[..] else {
+        panic!("expected one rejection, got {outcomes:?}");
+    };
+    assert_eq!(*class, "permanent");
+    assert!(
+        reason.starts_with(
+            "permanent failure: SQS SendMessage to the sms queue: InvalidParameterValue:"
+        ),
+        "{reason}"
+    );
+    stack.assert_empty(&stack.config.aws.sms_queue_url).await;
+    stack.shutdown().await;
+}

@@ -40,6 +40,11 @@ where
         SdkError::ServiceError(_) if is_configuration_code(&code) => RelayError::configuration(
             format!("{what}: {code}: {message} (check the resource name and the IAM policy)"),
         ),
+        // The request itself is refused (a job over the queue's maximum message size, an object
+        // over S3's limit): sending it again cannot succeed.
+        SdkError::ServiceError(_) if is_refused_request_code(&code) => {
+            RelayError::permanent(format!("{what}: {code}: {message}"))
+        }
         SdkError::ServiceError(_) if is_throttling_code(&code) => {
             RelayError::transient(format!("{what}: {code}"))
         }
@@ -50,6 +55,13 @@ where
         }
         _ => RelayError::transient(format!("{what}: {}", DisplayErrorContext(&error))),
     }
+}
+
+fn is_refused_request_code(code: &str) -> bool {
+    matches!(
+        code,
+        "InvalidParameterValue" | "MessageTooLong" | "InvalidMessageContents" | "EntityTooLarge"
+    )
 }
 
 fn is_configuration_code(code: &str) -> bool {

@@ -162,6 +162,9 @@ impl Graph for GraphClient {
         self.tokens.tenant_id().await
     }
 
+    // LIMITATION: attachments arrive inline, base64 in the one JSON response, and are held in
+    // memory; a mailbox that receives attachments near Graph's 150 MB limit needs a processor
+    // with memory to match (streaming `$value` is not used yet).
     async fn message(
         &self,
         mailbox: &str,
