@@ -12,7 +12,11 @@ use graph_mail_relay::{
     entry::lambda_events::{process_sqs_event, run_schedule},
     error::RelayError,
     ports::StateStore,
-    usecase::{Deadline, process::Outcome, subscribe::MailboxOutcome},
+    usecase::{
+        Deadline,
+        process::{Outcome, QueueRecord},
+        subscribe::MailboxOutcome,
+    },
 };
 use serde_json::{Value, json};
 use support::*;
@@ -257,10 +261,7 @@ async fn subscribing_a_mailbox_outside_the_access_scope_reports_a_configuration_
 #[tokio::test]
 async fn throttled_fetch_is_retried_after_retry_after_and_succeeds() {
     let stack = subscribed_stack().await;
-    stack
-        .deliver(SMS, sms_message("+61412345678@sms.example.com", "hello"))
-        .await;
-    let records = stack.take_notifications(1).await;
+    let records = queued_sms(&stack, "hello").await;
     inject_fault(
         &stack,
         json!({"status": 429, "count": 1, "retryAfter": 1, "pathContains": "/messages/"}),
@@ -286,10 +287,7 @@ async fn throttled_fetch_is_retried_after_retry_after_and_succeeds() {
 #[tokio::test]
 async fn graph_outage_past_the_deadline_returns_the_record_for_retry() {
     let stack = subscribed_stack().await;
-    stack
-        .deliver(SMS, sms_message("+61412345678@sms.example.com", "hello"))
-        .await;
-    let records = stack.take_notifications(1).await;
+    let records = queued_sms(&stack, "hello").await;
     inject_fault(
         &stack,
         json!({"status": 503, "count": 50, "retryAfter": 5, "pathContains": "/messages/"}),
@@ -340,10 +338,7 @@ async fn busy_mailbox_stays_within_four_concurrent_requests() {
 #[tokio::test]
 async fn repeated_notification_sends_the_job_once() {
     let stack = subscribed_stack().await;
-    stack
-        .deliver(SMS, sms_message("+61412345678@sms.example.com", "once"))
-        .await;
-    let records = stack.take_notifications(1).await;
+    let records = queued_sms(&stack, "once").await;
     let processor = stack.processor();
 
     processor.process_batch(&records, deadline()).await;
@@ -418,6 +413,13 @@ async fn schedule_run_subscribes_every_mailbox() {
     stack.shutdown().await;
 }
 
+/// Delivers one SMS e-mail and takes the notification the webhook queued for it.
+async fn queued_sms(stack: &Stack, text: &str) -> Vec<QueueRecord> {
+    let message = sms_message("+61412345678@sms.example.com", text);
+    stack.deliver(SMS, message).await;
+    stack.take_notifications(1).await
+}
+
 async fn inject_fault(stack: &Stack, fault: Value) {
     let url = format!("{}/_sim/faults", stack.sim.base_url());
     let response = stack.http.post(url).json(&fault).send().await.unwrap();
@@ -428,10 +430,7 @@ async fn inject_fault(stack: &Stack, fault: Value) {
 async fn job_too_large_for_its_queue_is_rejected_not_retried() {
     let stack = subscribed_stack().await;
     let text = "x".repeat(1_100_000);
-    stack
-        .deliver(SMS, sms_message("+61412345678@sms.example.com", &text))
-        .await;
-    let records = stack.take_notifications(1).await;
+    let records = queued_sms(&stack, &text).await;
 
     let outcomes = stack
         .processor()
