@@ -74,19 +74,6 @@ impl CountingState {
     }
 }
 
-fn fixture_record(id: &str, mailbox: &str, client_state: &str) -> SubscriptionRecord {
-    let now = chrono::Utc::now();
-    SubscriptionRecord {
-        subscription_id: id.into(),
-        mailbox: mailbox.into(),
-        tenant_id: TENANT.into(),
-        resource: format!("users/{mailbox}/mailFolders('Inbox')/messages"),
-        client_state_sha256: client_state_digest(client_state),
-        expires_at: now + chrono::Duration::days(6),
-        created_at: now,
-    }
-}
-
 #[async_trait]
 impl StateStore for CountingState {
     async fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>, RelayError> {
@@ -97,8 +84,8 @@ impl StateStore for CountingState {
         match &self.dynamo {
             Some(dynamo) => dynamo.subscriptions().await,
             None => Ok(vec![
-                fixture_record(FIXTURE_FAX_SUBSCRIPTION, FAX, FIXTURE_FAX_CLIENT_STATE),
-                fixture_record(FIXTURE_SMS_SUBSCRIPTION, SMS, FIXTURE_SMS_CLIENT_STATE),
+                subscription_record(FIXTURE_FAX_SUBSCRIPTION, FAX, FIXTURE_FAX_CLIENT_STATE),
+                subscription_record(FIXTURE_SMS_SUBSCRIPTION, SMS, FIXTURE_SMS_CLIENT_STATE),
             ]),
         }
     }

@@ -431,32 +431,8 @@ mod tests {
         assert_eq!(graph.created().len(), 2);
     }
 
-    #[tokio::test]
-    async fn replaced_subscription_keeps_its_record_for_late_notifications() {
-        let graph = Arc::new(MemoryGraph::default());
-        let state = Arc::new(MemoryState::default());
-        let subscriber = subscriber(&graph, &state);
-        let now = Utc::now();
-        subscriber.run(now, deadline()).await;
-
-        let later = now + chrono::Duration::minutes(10_070) - chrono::Duration::hours(23);
-        subscriber.run(later, deadline()).await;
-
-        assert_eq!(
-            graph.deleted(),
-            vec!["sub-1".to_string(), "sub-2".to_string()]
-        );
-        let mut recorded: Vec<String> = state
-            .subscriptions_sync()
-            .into_iter()
-            .map(|r| r.subscription_id)
-            .collect();
-        recorded.sort();
-        assert_eq!(recorded, ["sub-1", "sub-2", "sub-3", "sub-4"]);
-    }
-
-    #[tokio::test]
-    async fn expiring_subscription_is_replaced() {
+    /// Subscribes both mailboxes, then runs the step again 23 hours before they expire.
+    async fn run_now_and_near_expiry() -> (Arc<MemoryGraph>, Arc<MemoryState>, Vec<MailboxReport>) {
         let graph = Arc::new(MemoryGraph::default());
         let state = Arc::new(MemoryState::default());
         let subscriber = subscriber(&graph, &state);
@@ -465,8 +441,35 @@ mod tests {
 
         let later = now + chrono::Duration::minutes(10_070) - chrono::Duration::hours(23);
         let reports = subscriber.run(later, deadline()).await;
+        (graph, state, reports)
+    }
 
-        assert!(matches!(reports[0].outcome, MailboxOutcome::Created { .. }));
+    #[tokio::test]
+    async fn expiring_subscription_is_replaced() {
+        let (graph, _, reports) = run_now_and_near_expiry().await;
+
+        assert!(
+            reports
+                .iter()
+                .all(|r| matches!(r.outcome, MailboxOutcome::Created { .. }))
+        );
         assert_eq!(graph.created().len(), 4);
+        assert_eq!(
+            graph.deleted(),
+            vec!["sub-1".to_string(), "sub-2".to_string()]
+        );
+    }
+
+    #[tokio::test]
+    async fn replaced_subscription_keeps_its_record_for_late_notifications() {
+        let (_, state, _) = run_now_and_near_expiry().await;
+
+        let mut recorded: Vec<String> = state
+            .subscriptions_sync()
+            .into_iter()
+            .map(|r| r.subscription_id)
+            .collect();
+        recorded.sort();
+        assert_eq!(recorded, ["sub-1", "sub-2", "sub-3", "sub-4"]);
     }
 }

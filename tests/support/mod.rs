@@ -248,16 +248,7 @@ impl Stack {
 
     /// Records a subscription with a known clientState, as the subscribe step would.
     pub async fn record_subscription(&self, id: &str, mailbox: &str, client_state: &str) {
-        let now = chrono::Utc::now();
-        let record = SubscriptionRecord {
-            subscription_id: id.into(),
-            mailbox: mailbox.into(),
-            tenant_id: TENANT.into(),
-            resource: format!("users/{mailbox}/mailFolders('Inbox')/messages"),
-            client_state_sha256: client_state_digest(client_state),
-            expires_at: now + chrono::Duration::days(6),
-            created_at: now,
-        };
+        let record = subscription_record(id, mailbox, client_state);
         self.state().put_subscription(&record).await.unwrap();
     }
 
@@ -392,6 +383,20 @@ async fn create_state_table(client: &aws_sdk_dynamodb::Client, table: &str) {
         .send()
         .await
         .expect("create table on moto");
+}
+
+/// A live subscription record of the test tenant, with a known clientState.
+pub fn subscription_record(id: &str, mailbox: &str, client_state: &str) -> SubscriptionRecord {
+    let now = chrono::Utc::now();
+    SubscriptionRecord {
+        subscription_id: id.into(),
+        mailbox: mailbox.into(),
+        tenant_id: TENANT.into(),
+        resource: format!("users/{mailbox}/mailFolders('Inbox')/messages"),
+        client_state_sha256: client_state_digest(client_state),
+        expires_at: now + chrono::Duration::days(6),
+        created_at: now,
+    }
 }
 
 /// Reads a fixture from `events/`.
